@@ -1,0 +1,320 @@
+//! Applies compacted writes to Consul.
+
+use std::collections::HashMap;
+
+use futures::StreamExt;
+
+use super::backend::{Backend, BackendWriteError};
+use super::pending::{PendingWrites, RegistrationWrite};
+use crate::consul::{ConsulError, ConsulSink};
+use crate::crd::RegistrationMode;
+use crate::node::HealthStatus;
+use crate::postgres::{HeartbeatTouch, PostgresSink};
+
+/// One Consul request and the write it carries out, boxed so that requests of one kind
+/// share a type.
+type BoxedRequest<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (T, Result<(), ConsulError>)> + Send + 'a>>;
+
+/// Concurrent requests to Consul within one batch.
+const CONCURRENCY: usize = 16;
+
+/// Consul backend of one registry.
+pub struct ConsulBackend {
+    sink: ConsulSink,
+    mode: RegistrationMode,
+    /// Services this registry owns in Consul, with the health last sent (`None` when
+    /// only known from listing Consul).
+    registered: HashMap<String, Option<HealthStatus>>,
+    /// `(event_timestamp, event_id)` of the last registration write applied per node, so
+    /// that an older event never overwrites a newer one.
+    // NOTE: this order is lost on restart, so an older event replayed after a restart can
+    // re-register a node in Consul until the next anti-entropy pass removes it.
+    applied: HashMap<String, (chrono::DateTime<chrono::Utc>, uuid::Uuid)>,
+    loaded: bool,
+    anti_entropy: AntiEntropy,
+}
+
+/// Settings and state of the pass that makes Consul match PostgreSQL.
+pub struct AntiEntropy {
+    pub postgres: PostgresSink,
+    pub interval: std::time::Duration,
+    pub registry_id: String,
+    pub schema: String,
+    migrated: bool,
+    last_run: Option<std::time::Instant>,
+    /// Set after a failed write or an unreachable Consul, so the next success forces a pass.
+    outage: bool,
+}
+
+impl AntiEntropy {
+    pub fn new(
+        postgres: PostgresSink,
+        schema: String,
+        interval: std::time::Duration,
+        registry_id: String,
+    ) -> Self {
+        Self {
+            postgres,
+            interval,
+            registry_id,
+            schema,
+            migrated: false,
+            last_run: None,
+            outage: false,
+        }
+    }
+}
+
+impl ConsulBackend {
+    pub fn new(sink: ConsulSink, mode: RegistrationMode, anti_entropy: AntiEntropy) -> Self {
+        Self {
+            sink,
+            mode,
+            registered: HashMap::new(),
+            applied: HashMap::new(),
+            loaded: false,
+            anti_entropy,
+        }
+    }
+
+    /// Registers every live PostgreSQL node missing from Consul, removes services of this
+    /// registry that PostgreSQL does not list, and resets the health this backend
+    /// remembers to PostgreSQL's.
+    async fn repair(&mut self) -> Result<(), BackendWriteError> {
+        if !self.anti_entropy.migrated {
+            crate::postgres::migrate(self.anti_entropy.postgres.pool(), &self.anti_entropy.schema)
+                .await
+                .map_err(|error| BackendWriteError {
+                    label: error.label(),
+                    message: format!("anti-entropy: migrating PostgreSQL failed: {error}"),
+                })?;
+            self.anti_entropy.migrated = true;
+        }
+        let rows = self
+            .anti_entropy
+            .postgres
+            .list_registered()
+            .await
+            .map_err(|error| BackendWriteError {
+                label: error.label(),
+                message: format!("anti-entropy: reading PostgreSQL failed: {error}"),
+            })?;
+        let owned: std::collections::HashSet<String> = self
+            .sink
+            .list_registered()
+            .await
+            .map_err(write_error)?
+            .into_iter()
+            .collect();
+        let live: std::collections::HashSet<&str> =
+            rows.iter().map(|row| row.node_id.as_str()).collect();
+        let mut registered = 0;
+        let mut removed = 0;
+        for row in &rows {
+            if !owned.contains(&row.node_id) {
+                let record = super::postgres_backend::record_of_row(row);
+                self.sink.register(&record).await.map_err(write_error)?;
+                registered += 1;
+            }
+        }
+        for orphan in owned.iter().filter(|id| !live.contains(id.as_str())) {
+            self.sink.deregister(orphan).await.map_err(write_error)?;
+            removed += 1;
+        }
+        self.registered = rows
+            .iter()
+            .map(|row| (row.node_id.clone(), row.health_status.parse().ok()))
+            .collect();
+        self.loaded = true;
+        self.anti_entropy.last_run = Some(std::time::Instant::now());
+        self.anti_entropy.outage = false;
+        if registered > 0 || removed > 0 {
+            tracing::info!(registry = %self.anti_entropy.registry_id, registered, removed, "anti-entropy repaired Consul");
+        } else {
+            tracing::debug!(registry = %self.anti_entropy.registry_id, services = rows.len(), "anti-entropy found Consul in step");
+        }
+        Ok(())
+    }
+
+    /// Forgets what was registered, so the next write lists Consul again; used after
+    /// Consul lost its state.
+    pub fn reset(&mut self) {
+        self.registered.clear();
+        self.loaded = false;
+    }
+}
+
+fn write_error(error: ConsulError) -> BackendWriteError {
+    BackendWriteError {
+        label: error.label(),
+        message: error.to_string(),
+    }
+}
+
+impl Backend for ConsulBackend {
+    const NAME: &'static str = "consul";
+
+    async fn apply(&mut self, writes: &PendingWrites) -> Result<(), BackendWriteError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let result = self.apply_writes(writes).await;
+        if result.is_err() {
+            self.anti_entropy.outage = true;
+        }
+        result
+    }
+
+    /// Runs anti-entropy when its interval has passed, or as soon as Consul answers again
+    /// after an outage (a restarted Consul agent may have lost every service).
+    async fn maintain(&mut self) -> Result<(), BackendWriteError> {
+        let reachable = self
+            .sink
+            .client()
+            .leader()
+            .await
+            .is_ok_and(|leader| leader.is_some());
+        if !reachable {
+            self.anti_entropy.outage = true;
+            return Ok(());
+        }
+        let due = self
+            .anti_entropy
+            .last_run
+            .is_none_or(|last| last.elapsed() >= self.anti_entropy.interval);
+        if due || self.anti_entropy.outage {
+            self.repair().await?;
+        }
+        Ok(())
+    }
+}
+
+impl ConsulBackend {
+    async fn apply_writes(&mut self, writes: &PendingWrites) -> Result<(), BackendWriteError> {
+        if self.anti_entropy.outage && self.sink.client().leader().await.is_ok_and(|l| l.is_some())
+        {
+            self.repair().await?;
+        }
+        if !self.loaded {
+            let owned = self.sink.list_registered().await.map_err(write_error)?;
+            self.registered = owned.into_iter().map(|id| (id, None)).collect();
+            self.loaded = true;
+        }
+
+        let sink = &self.sink;
+        let mut requests: Vec<BoxedRequest<'_, &RegistrationWrite>> = Vec::new();
+        let newer = writes.registrations.values().filter(|write| {
+            let record = write.record();
+            self.applied
+                .get(&record.node_id)
+                .is_none_or(|applied| *applied < (record.event_timestamp, record.event_id))
+                || matches!(write, RegistrationWrite::Expire(_))
+        });
+        for write in newer {
+            requests.push(Box::pin(async move {
+                let result = match write {
+                    RegistrationWrite::Register(record) => sink.register(record).await.map(|_| ()),
+                    RegistrationWrite::Deregister(record) | RegistrationWrite::Expire(record) => {
+                        sink.deregister(&record.node_id).await
+                    }
+                };
+                (write, result)
+            }));
+        }
+        let results: Vec<_> = futures::stream::iter(requests)
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut first_error = None;
+        for (write, result) in results {
+            match result {
+                Ok(()) => {
+                    let record = write.record();
+                    // An expiry keeps the key of the last applied event, so replays of
+                    // that event stay ignored.
+                    if !matches!(write, RegistrationWrite::Expire(_)) {
+                        self.applied.insert(
+                            record.node_id.clone(),
+                            (record.event_timestamp, record.event_id),
+                        );
+                    }
+                    if write.is_deregister() {
+                        self.registered.remove(&record.node_id);
+                    } else {
+                        self.registered
+                            .insert(record.node_id.clone(), Some(record.health_status));
+                    }
+                }
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        if let Some(error) = first_error {
+            return Err(write_error(error));
+        }
+
+        for (node_id, health) in &writes.health_overrides {
+            if !self.registered.contains_key(node_id) {
+                continue;
+            }
+            let output =
+                format!("no heartbeat or introspection; marked {health} by the liveness sweep");
+            if let Err(error) = self.sink.set_health(node_id, *health, &output).await {
+                first_error.get_or_insert(error);
+            } else {
+                self.registered.insert(node_id.clone(), Some(*health));
+            }
+        }
+        if let Some(error) = first_error.take() {
+            return Err(write_error(error));
+        }
+
+        // Heartbeats only change the health of services this registry owns; catalog checks
+        // are written when the health changes, agent TTL checks on every heartbeat.
+        let updates: Vec<_> = writes
+            .heartbeats
+            .values()
+            .filter(|touch| match self.registered.get(&touch.node_id) {
+                None => false,
+                Some(last) => {
+                    self.mode == RegistrationMode::Agent || *last != Some(touch.health_status)
+                }
+            })
+            .collect();
+        let mut requests: Vec<BoxedRequest<'_, &HeartbeatTouch>> = Vec::new();
+        for touch in updates {
+            requests.push(Box::pin(async move {
+                let output = format!(
+                    "node reported {} at {}",
+                    touch.health_status,
+                    touch.timestamp.to_rfc3339()
+                );
+                let result = sink
+                    .set_health(&touch.node_id, touch.health_status, &output)
+                    .await;
+                (touch, result)
+            }));
+        }
+        let results: Vec<_> = futures::stream::iter(requests)
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for (touch, result) in results {
+            match result {
+                Ok(()) => {
+                    self.registered
+                        .insert(touch.node_id.clone(), Some(touch.health_status));
+                }
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            Some(error) => Err(write_error(error)),
+            None => Ok(()),
+        }
+    }
+}
