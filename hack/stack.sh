@@ -59,14 +59,19 @@ cmd_build() {
   if [[ "${STACK_WITH_HELM:-1}" == 1 ]]; then timed_build helm; fi
 }
 
-# Prints a TCP port on 127.0.0.1 that nothing listens on and that this run has not handed out.
+# Prints a TCP port on 127.0.0.1 that no socket uses and that this run has not handed out.
+# Ports come from below the kernel's ephemeral range, so that outgoing connections (the
+# tests make thousands) cannot take a port between this choice and the server's start.
 declare -A TAKEN_PORTS=()
+EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+PORT_BASE=10000
+PORT_SPAN=$((EPHEMERAL_LOW > PORT_BASE + 1000 ? EPHEMERAL_LOW - PORT_BASE : 20000))
 free_port() {
   local port
   while true; do
-    port=$((20000 + RANDOM % 30000))
+    port=$((PORT_BASE + RANDOM % PORT_SPAN))
     [[ -n "${TAKEN_PORTS[$port]:-}" ]] && continue
-    if [[ -z "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]]; then
+    if [[ -z "$(ss -Htan "sport = :$port" 2>/dev/null)" ]]; then
       TAKEN_PORTS[$port]=1
       echo "$port"
       return 0
