@@ -1,6 +1,12 @@
 use clap::Parser;
 use registry_operator::cli::{Cli, Command};
 
+// jemalloc hands freed memory back to the system after a few seconds. glibc's malloc
+// keeps it in per-thread arenas, so a registration burst left the process holding
+// several times the memory it used.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -57,6 +57,7 @@ pub struct InstanceState {
     pub instances: Arc<RwLock<HashSet<String>>>,
     /// True while this pod runs the registry's singleton work (sweeps, anti-entropy).
     pub leader: Arc<AtomicBool>,
+    pub started_at: std::time::Instant,
 }
 
 /// Sets `connected` from a metadata request to Kafka every 5 seconds, so the flag reflects
@@ -177,6 +178,7 @@ impl RegistryInstance {
                         config.postgres_schema.clone(),
                         config.anti_entropy_interval,
                         config.registry_id.clone(),
+                        config.self_node_id(),
                     ),
                 ),
                 consul_receiver,
@@ -244,6 +246,7 @@ impl RegistryInstance {
             producer: producer.clone(),
             instances,
             leader,
+            started_at: std::time::Instant::now(),
         });
         tokio::spawn(probe_kafka(
             producer.clone(),

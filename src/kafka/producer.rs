@@ -97,6 +97,50 @@ impl EventProducer {
         Ok((delivery.partition, delivery.offset))
     }
 
+    /// Publishes records to one topic in the given order and returns one result per
+    /// record, in that order. Every record is queued before any acknowledgement is
+    /// awaited. A record the local queue refuses fails without waiting.
+    pub async fn publish_all<'a>(
+        &self,
+        topic: &str,
+        records: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+    ) -> Vec<Result<(), KafkaError>> {
+        let queued: Vec<_> = records
+            .into_iter()
+            .map(|(key, value)| {
+                let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic).key(key);
+                if let Some(value) = value {
+                    record = record.payload(value);
+                }
+                self.producer
+                    .send_result(record)
+                    .map_err(|(source, _)| KafkaError::Publish {
+                        topic: topic.to_owned(),
+                        source,
+                    })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(queued.len());
+        for delivery in queued {
+            let result = match delivery {
+                Err(error) => Err(error),
+                Ok(delivery) => match delivery.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((source, _))) => Err(KafkaError::Publish {
+                        topic: topic.to_owned(),
+                        source,
+                    }),
+                    Err(_canceled) => Err(KafkaError::Publish {
+                        topic: topic.to_owned(),
+                        source: RdKafkaError::Canceled,
+                    }),
+                },
+            };
+            results.push(result);
+        }
+        results
+    }
+
     /// Publishes a dead letter and waits for the broker's acknowledgement.
     pub async fn publish_dead_letter(&self, letter: &DeadLetter<'_>) -> Result<(), KafkaError> {
         let partition = letter.partition.to_string();

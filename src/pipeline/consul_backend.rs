@@ -1,6 +1,6 @@
 //! Applies compacted writes to Consul.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
 
@@ -9,7 +9,7 @@ use super::pending::{PendingWrites, RegistrationWrite};
 use crate::consul::{ConsulError, ConsulSink};
 use crate::crd::RegistrationMode;
 use crate::node::HealthStatus;
-use crate::postgres::{HeartbeatTouch, PostgresSink};
+use crate::postgres::{HeartbeatTouch, PostgresSink, RowKey};
 
 /// One Consul request and the write it carries out, boxed so that requests of one kind
 /// share a type.
@@ -41,10 +41,17 @@ pub struct AntiEntropy {
     pub interval: std::time::Duration,
     pub registry_id: String,
     pub schema: String,
+    /// The running registry's own node id. Its self record is written by
+    /// self-registration, not through this backend, and is never an orphan while the
+    /// registry runs.
+    pub own_node_id: String,
     migrated: bool,
     last_run: Option<std::time::Instant>,
     /// Set after a failed write or an unreachable Consul, so the next success forces a pass.
     outage: bool,
+    /// Services of this registry that the last pass found in Consul without any row in
+    /// PostgreSQL and kept.
+    unlisted: HashSet<String>,
 }
 
 impl AntiEntropy {
@@ -53,15 +60,18 @@ impl AntiEntropy {
         schema: String,
         interval: std::time::Duration,
         registry_id: String,
+        own_node_id: String,
     ) -> Self {
         Self {
             postgres,
             interval,
             registry_id,
+            own_node_id,
             schema,
             migrated: false,
             last_run: None,
             outage: false,
+            unlisted: HashSet::new(),
         }
     }
 }
@@ -100,17 +110,15 @@ impl ConsulBackend {
                 label: error.label(),
                 message: format!("anti-entropy: reading PostgreSQL failed: {error}"),
             })?;
-        let owned: std::collections::HashSet<String> = self
+        let owned: HashSet<String> = self
             .sink
             .list_registered()
             .await
             .map_err(write_error)?
             .into_iter()
             .collect();
-        let live: std::collections::HashSet<&str> =
-            rows.iter().map(|row| row.node_id.as_str()).collect();
+        let live: HashSet<&str> = rows.iter().map(|row| row.node_id.as_str()).collect();
         let mut registered = 0;
-        let mut removed = 0;
         for row in &rows {
             if !owned.contains(&row.node_id) {
                 let record = super::postgres_backend::record_of_row(row);
@@ -118,14 +126,45 @@ impl ConsulBackend {
                 registered += 1;
             }
         }
-        for orphan in owned.iter().filter(|id| !live.contains(id.as_str())) {
-            self.sink.deregister(orphan).await.map_err(write_error)?;
-            removed += 1;
+
+        let orphans: Vec<&str> = owned
+            .iter()
+            .map(String::as_str)
+            .filter(|id| !live.contains(id) && *id != self.anti_entropy.own_node_id)
+            .collect();
+        let keys = self
+            .anti_entropy
+            .postgres
+            .event_keys(&orphans)
+            .await
+            .map_err(|error| BackendWriteError {
+                label: error.label(),
+                message: format!("anti-entropy: reading PostgreSQL failed: {error}"),
+            })?;
+        let mut removed = 0;
+        let mut kept = HashSet::new();
+        for orphan in orphans {
+            if self.is_stale(orphan, keys.get(orphan)) {
+                self.sink.deregister(orphan).await.map_err(write_error)?;
+                removed += 1;
+            } else {
+                kept.insert(orphan.to_owned());
+            }
         }
-        self.registered = rows
+
+        let mut remembered: HashMap<String, Option<HealthStatus>> = rows
             .iter()
             .map(|row| (row.node_id.clone(), row.health_status.parse().ok()))
             .collect();
+        for id in &kept {
+            let health = self.registered.get(id).copied().flatten();
+            remembered.insert(id.clone(), health);
+        }
+        self.registered = remembered;
+        if !kept.is_empty() {
+            tracing::debug!(registry = %self.anti_entropy.registry_id, services = kept.len(), "anti-entropy kept services that PostgreSQL does not list yet; removed on the next pass if still unlisted");
+        }
+        self.anti_entropy.unlisted = kept;
         self.loaded = true;
         self.anti_entropy.last_run = Some(std::time::Instant::now());
         self.anti_entropy.outage = false;
@@ -137,11 +176,44 @@ impl ConsulBackend {
         Ok(())
     }
 
+    /// Tells whether a service of this registry that PostgreSQL does not list as live is
+    /// an orphan to remove (see [`orphan_is_stale`]).
+    fn is_stale(&self, node_id: &str, row: Option<&RowKey>) -> bool {
+        let applied_here = self
+            .applied
+            .get(node_id)
+            .filter(|_| self.registered.contains_key(node_id));
+        orphan_is_stale(
+            row,
+            applied_here,
+            self.anti_entropy.unlisted.contains(node_id),
+        )
+    }
+
     /// Forgets what was registered, so the next write lists Consul again; used after
     /// Consul lost its state.
     pub fn reset(&mut self) {
         self.registered.clear();
         self.loaded = false;
+    }
+}
+
+/// Decides whether anti-entropy removes a Consul service that PostgreSQL does not list
+/// as live. The two backends progress independently, so a service may reach Consul
+/// before its row reaches PostgreSQL: a fresh self record, or writes that Consul applied
+/// while PostgreSQL was behind. Such a service is kept while this backend registered it
+/// from a newer event than the row's (`applied_here`). A service without any row is
+/// removed only when the previous pass found it without a row too (`unlisted_before`).
+fn orphan_is_stale(
+    row: Option<&RowKey>,
+    applied_here: Option<&(chrono::DateTime<chrono::Utc>, uuid::Uuid)>,
+    unlisted_before: bool,
+) -> bool {
+    match (row, applied_here) {
+        (Some(row), Some(applied)) => row.deregistered && row.event >= *applied,
+        (Some(row), None) => row.deregistered,
+        (None, Some(_)) => false,
+        (None, None) => unlisted_before,
     }
 }
 
@@ -203,14 +275,16 @@ impl ConsulBackend {
         }
 
         let sink = &self.sink;
+        let applied = &self.applied;
         let mut requests: Vec<BoxedRequest<'_, &RegistrationWrite>> = Vec::new();
         let newer = writes.registrations.values().filter(|write| {
             let record = write.record();
-            self.applied
+            applied
                 .get(&record.node_id)
                 .is_none_or(|applied| *applied < (record.event_timestamp, record.event_id))
                 || matches!(write, RegistrationWrite::Expire(_))
         });
+        // Chunks hold at most 1000 writes, which bounds these boxed requests.
         for write in newer {
             requests.push(Box::pin(async move {
                 let result = match write {
@@ -316,5 +390,59 @@ impl ConsulBackend {
             Some(error) => Err(write_error(error)),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn key(second: u32) -> (chrono::DateTime<Utc>, Uuid) {
+        (
+            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, second).unwrap(),
+            Uuid::nil(),
+        )
+    }
+
+    fn tombstone(second: u32) -> RowKey {
+        RowKey {
+            event: key(second),
+            deregistered: true,
+        }
+    }
+
+    #[test]
+    fn tombstone_removes_service_without_newer_write() {
+        assert!(orphan_is_stale(Some(&tombstone(5)), None, false));
+        assert!(orphan_is_stale(Some(&tombstone(5)), Some(&key(5)), false));
+        assert!(orphan_is_stale(Some(&tombstone(5)), Some(&key(4)), false));
+    }
+
+    #[test]
+    fn newer_consul_write_outlives_tombstone() {
+        assert!(!orphan_is_stale(Some(&tombstone(5)), Some(&key(6)), true));
+    }
+
+    #[test]
+    fn live_row_is_never_stale() {
+        let live = RowKey {
+            event: key(5),
+            deregistered: false,
+        };
+        assert!(!orphan_is_stale(Some(&live), None, true));
+    }
+
+    #[test]
+    fn missing_row_removed_on_second_pass() {
+        assert!(!orphan_is_stale(None, None, false));
+        assert!(orphan_is_stale(None, None, true));
+    }
+
+    #[test]
+    fn missing_row_kept_while_registered_here() {
+        assert!(!orphan_is_stale(None, Some(&key(1)), true));
     }
 }

@@ -273,11 +273,11 @@ async fn process_batch(
         match decision {
             Decision::Register(record) => {
                 debug!(node_id = %record.node_id, offset = message.offset(), "registration accepted");
-                writes.add_registration(RegistrationWrite::Register(record));
+                writes.add_registration(RegistrationWrite::Register(record.into()));
             }
             Decision::Deregister(record) => {
                 info!(node_id = %record.node_id, "shutdown introspection: deregistering node");
-                writes.add_registration(RegistrationWrite::Deregister(record));
+                writes.add_registration(RegistrationWrite::Deregister(record.into()));
             }
             Decision::Heartbeat(touch) => writes.add_heartbeat(touch),
             Decision::RegistryRequest(envelope) => {

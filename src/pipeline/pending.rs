@@ -5,20 +5,22 @@
 //! registration and one heartbeat per node, however long the outage.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::node::NodeRecord;
 use crate::postgres::HeartbeatTouch;
 
-/// A registration change decided from an introspection event.
+/// A registration change decided from an introspection event. The record is shared, not
+/// copied, between the backends' pending writes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RegistrationWrite {
     /// Startup or any other introspection: register or update.
-    Register(NodeRecord),
+    Register(Arc<NodeRecord>),
     /// Shutdown introspection: deregister.
-    Deregister(NodeRecord),
+    Deregister(Arc<NodeRecord>),
     /// Expiry by the liveness sweep, which PostgreSQL already recorded: Consul applies it
     /// whatever the order of events, because the node sent nothing newer.
-    Expire(NodeRecord),
+    Expire(Arc<NodeRecord>),
 }
 
 impl RegistrationWrite {
@@ -150,8 +152,8 @@ mod tests {
     use std::collections::BTreeMap;
     use uuid::Uuid;
 
-    fn record(node_id: &str, second: u32, version: &str) -> NodeRecord {
-        NodeRecord {
+    fn record(node_id: &str, second: u32, version: &str) -> Arc<NodeRecord> {
+        Arc::new(NodeRecord {
             node_id: node_id.to_owned(),
             node_type: "reducer".to_owned(),
             node_role: None,
@@ -165,7 +167,7 @@ mod tests {
             epoch: None,
             event_id: Uuid::new_v4(),
             event_timestamp: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, second).unwrap(),
-        }
+        })
     }
 
     #[test]

@@ -107,27 +107,36 @@ impl PostgresBackend {
         self.unpublished.extend(records);
     }
 
-    /// Publishes queued topology records in order; on failure the rest stay queued.
+    /// Publishes queued topology records; on failure the records from the first failed
+    /// one on stay queued. Every record is handed to the producer before any
+    /// acknowledgement is awaited, so a chunk costs one producer linger and round trip,
+    /// not one per record. Records keep their order because they are queued in order to
+    /// an idempotent producer, and a record published again after a failure only repeats a value
+    /// that a later record of the same key overrides.
     async fn publish_topology(&mut self) -> Result<(), BackendWriteError> {
-        let mut published = 0;
-        let mut result = Ok(());
-        for (key, value) in &self.unpublished {
-            if let Err(error) = self
-                .topology
-                .producer
-                .publish(&self.topology.topic, key, value.as_deref())
-                .await
-            {
-                result = Err(BackendWriteError {
-                    label: "topology_publish",
-                    message: error.to_string(),
-                });
-                break;
-            }
-            published += 1;
+        if self.unpublished.is_empty() {
+            return Ok(());
         }
+        let results = self
+            .topology
+            .producer
+            .publish_all(
+                &self.topology.topic,
+                self.unpublished
+                    .iter()
+                    .map(|(key, value)| (key.as_str(), value.as_deref())),
+            )
+            .await;
+        let published = results.iter().take_while(|result| result.is_ok()).count();
+        let first_error = results.into_iter().find_map(Result::err);
         self.unpublished.drain(..published);
-        result
+        match first_error {
+            None => Ok(()),
+            Some(error) => Err(BackendWriteError {
+                label: "topology_publish",
+                message: error.to_string(),
+            }),
+        }
     }
 }
 
@@ -172,7 +181,7 @@ impl Backend for PostgresBackend {
             let rows: Vec<_> = writes
                 .registrations
                 .values()
-                .map(|write| (write.record().clone(), write.is_deregister()))
+                .map(|write| (write.record(), write.is_deregister()))
                 .collect();
             let changed = self.sink.upsert_changes(&rows).await.map_err(write_error)?;
             for node in &changed {
@@ -270,9 +279,10 @@ impl Backend for PostgresBackend {
         for row in &expired {
             tracing::info!(registry = %self.registry_id, node_id = %row.node_id, "node silent past expiry; deregistered");
             let record = record_of_row(row);
-            consul
-                .registrations
-                .insert(row.node_id.clone(), RegistrationWrite::Expire(record));
+            consul.registrations.insert(
+                row.node_id.clone(),
+                RegistrationWrite::Expire(record.into()),
+            );
             self.last_written.remove(&row.node_id);
             let changed = ChangedNode {
                 node_id: row.node_id.clone(),

@@ -7,4 +7,4 @@ mod sink;
 
 pub use error::PostgresError;
 pub use pool::{connect, migrate, validate_schema};
-pub use sink::{ChangedNode, HeartbeatTouch, PostgresSink, StoredNode};
+pub use sink::{ChangedNode, HeartbeatTouch, PostgresSink, RowKey, StoredNode};

@@ -1,3 +1,4 @@
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -40,6 +41,14 @@ pub struct StoredNode {
     pub deregistered_at: Option<DateTime<Utc>>,
     /// Time of the last introspection or heartbeat written, on the registry's clock.
     pub last_seen_at: DateTime<Utc>,
+}
+
+/// Where a row stands in the order of events: its last applied event and whether it is
+/// a tombstone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowKey {
+    pub event: (DateTime<Utc>, Uuid),
+    pub deregistered: bool,
 }
 
 /// A row that a write changed, as the topology stream reports it.
@@ -161,18 +170,19 @@ impl PostgresSink {
     /// out-of-order deliveries harmless. `deregistered` marks shutdown introspections:
     /// the row stays as a tombstone so that an older introspection cannot bring it back.
     /// Returns the node ids whose row changed.
-    pub async fn upsert(
+    pub async fn upsert<R: Borrow<NodeRecord>>(
         &self,
-        writes: &[(NodeRecord, bool)],
+        writes: &[(R, bool)],
     ) -> Result<Vec<String>, PostgresError> {
         let changed = self.upsert_changes(writes).await?;
         Ok(changed.into_iter().map(|node| node.node_id).collect())
     }
 
     /// Writes registrations like [`PostgresSink::upsert`] and returns the changed rows.
-    pub async fn upsert_changes(
+    /// Records are borrowed, so callers that hold them elsewhere need not copy them.
+    pub async fn upsert_changes<R: Borrow<NodeRecord>>(
         &self,
-        writes: &[(NodeRecord, bool)],
+        writes: &[(R, bool)],
     ) -> Result<Vec<ChangedNode>, PostgresError> {
         let writes = latest_per_node(writes);
         if writes.is_empty() {
@@ -299,6 +309,37 @@ impl PostgresSink {
         .map_err(PostgresError::query("list nodes"))
     }
 
+    /// Returns the ordering key `(last_event_timestamp, last_event_id)` and whether the
+    /// row is a tombstone, for each of `node_ids` that has a row.
+    pub async fn event_keys(
+        &self,
+        node_ids: &[&str],
+    ) -> Result<HashMap<String, RowKey>, PostgresError> {
+        if node_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(String, DateTime<Utc>, Uuid, bool)> = sqlx::query_as(
+            "SELECT node_id, last_event_timestamp, last_event_id, deregistered_at IS NOT NULL \
+             FROM node_registrations WHERE node_id = ANY($1)",
+        )
+        .bind(node_ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(PostgresError::query("select event keys"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(node_id, timestamp, event_id, deregistered)| {
+                (
+                    node_id,
+                    RowKey {
+                        event: (timestamp, event_id),
+                        deregistered,
+                    },
+                )
+            })
+            .collect())
+    }
+
     /// Lists up to `limit` registered rows of this registry that match every given
     /// filter exactly, ordered by node id in byte order (`COLLATE "C"`), for keyset
     /// pagination across registries by `(node_id, registry_id)`.
@@ -388,9 +429,10 @@ impl PostgresSink {
 
 /// Keeps one write per node (the newest event), because one INSERT ... ON CONFLICT
 /// statement may not touch the same row twice.
-fn latest_per_node(writes: &[(NodeRecord, bool)]) -> Vec<(&NodeRecord, bool)> {
+fn latest_per_node<R: Borrow<NodeRecord>>(writes: &[(R, bool)]) -> Vec<(&NodeRecord, bool)> {
     let mut latest: HashMap<&str, (&NodeRecord, bool)> = HashMap::new();
     for (record, deregistered) in writes {
+        let record = record.borrow();
         let candidate = (record, *deregistered);
         match latest.get(record.node_id.as_str()) {
             Some((current, _))
