@@ -110,11 +110,13 @@ kubectl -n "$NAMESPACE" get registrynodes
 say "node_registrations in PostgreSQL"
 psql_demo -c "SELECT node_id, node_type, health_status, deployment_id, epoch, network_id, deregistered_at IS NOT NULL AS deregistered FROM node_registrations ORDER BY node_id"
 
-say "Consul catalog entries of this registry (node registry-operator-$REGISTRY_ID)"
-curl -fsS "$CONSUL_HTTP_ADDR/v1/catalog/node-services/registry-operator-$REGISTRY_ID" |
-  jq -r '.Services[] | "  \(.ID)  service=\(.Service)  address=\(.Address):\(.Port)  tags=\(.Tags | join(","))"'
-curl -fsS "$CONSUL_HTTP_ADDR/v1/health/node/registry-operator-$REGISTRY_ID" |
-  jq -r '.[] | "  check \(.CheckID): \(.Status)"'
+say "Consul catalog entries of this registry (synthetic nodes registry-operator-$REGISTRY_ID-<shard>)"
+for node in $(curl -fsS "$CONSUL_HTTP_ADDR/v1/catalog/nodes?node-meta=registry-id:$REGISTRY_ID" | jq -r '.[].Node'); do
+  curl -fsS "$CONSUL_HTTP_ADDR/v1/catalog/node-services/$node" |
+    jq -r --arg node "$node" '.Services[] | "  \(.ID)  node=\($node)  service=\(.Service)  address=\(.Address):\(.Port)  tags=\(.Tags | join(","))"'
+done
+curl -fsS "$CONSUL_HTTP_ADDR/v1/health/state/any?node-meta=registry-id:$REGISTRY_ID" |
+  jq -r 'sort_by(.ServiceID) | .[] | "  check \(.CheckID): \(.Status)"'
 
 say "the registry's response to the registry request (same correlation_id as the request)"
 kcat -C -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$ENVIRONMENT.omninode_bridge.onex.evt.node-introspection.v1" -o beginning -e -q |
@@ -124,7 +126,7 @@ kcat -C -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$ENVIRONMENT.omninode_bridge.onex.evt.
 say "publishing the shutdown of orchestrator-7f3a9c"
 publish "$events/05-node-introspection-shutdown.json" node-introspection
 wait_for "the orchestrator to leave Consul" sh -c \
-  "! curl -fsS '$CONSUL_HTTP_ADDR/v1/catalog/node-services/registry-operator-$REGISTRY_ID' | grep -q orchestrator-7f3a9c"
+  "! curl -fsS '$CONSUL_HTTP_ADDR/v1/health/state/any?node-meta=registry-id:$REGISTRY_ID' | grep -q orchestrator-7f3a9c"
 psql_demo -c "SELECT node_id, deregistered_at IS NOT NULL AS deregistered FROM node_registrations ORDER BY node_id"
 
 if [[ "${KEEP_RUNNING:-0}" == 1 ]]; then

@@ -13,6 +13,7 @@ use std::time::Duration;
 use chrono::Utc;
 use registry_operator::consul::{
     ConsulClient, ConsulSink, MetaRejection, OmittedMeta, ServiceContext, service_name,
+    shard_node_name,
 };
 use registry_operator::crd::RegistrationMode;
 use registry_operator::node::{HealthStatus, NodeRecord};
@@ -173,7 +174,7 @@ async fn catalog_register_health_deregister() {
     let name = service_name(&node_type);
     let node_id = format!("effect:{}", unique_name(""));
     let context = context(&registry_id, RegistrationMode::Catalog);
-    let synthetic_node = context.synthetic_node.clone();
+    let synthetic_node = shard_node_name(&context.synthetic_node, &node_id);
     let sink = sink(&address, context);
 
     // Register and read the service back from the catalog.
@@ -377,7 +378,8 @@ async fn catalog_deregister_all_removes_node() {
     let registry_id = unique_name("catalog-");
     let node_type = format!("orchestrator_{}", unique_name(""));
     let context = context(&registry_id, RegistrationMode::Catalog);
-    let node_path = format!("/v1/catalog/node/{}", context.synthetic_node);
+    let base = context.synthetic_node.clone();
+    let nodes_path = format!("/v1/catalog/nodes?node-meta=registry-id:{registry_id}");
     let sink = sink(&address, context);
 
     let first = unique_name("orchestrator-");
@@ -389,9 +391,26 @@ async fn catalog_deregister_all_removes_node() {
         .await
         .expect("register second");
 
-    let mut expected = vec![first, second];
+    let mut expected = vec![first.clone(), second.clone()];
     expected.sort();
     assert_eq!(sink.list_registered().await.expect("list"), expected);
+    let mut expected_nodes = vec![
+        shard_node_name(&base, &first),
+        shard_node_name(&base, &second),
+    ];
+    expected_nodes.sort();
+    expected_nodes.dedup();
+    assert_eq!(sink.synthetic_nodes().await.expect("nodes"), expected_nodes);
+    let mut listed: Vec<String> = reader
+        .get_ok(&nodes_path)
+        .await
+        .as_array()
+        .expect("node list")
+        .iter()
+        .filter_map(|node| node["Node"].as_str().map(str::to_owned))
+        .collect();
+    listed.sort();
+    assert_eq!(listed, expected_nodes);
 
     assert_eq!(sink.deregister_all().await.expect("deregister all"), 2);
     assert!(
@@ -400,7 +419,7 @@ async fn catalog_deregister_all_removes_node() {
             .await
             .is_empty()
     );
-    assert_eq!(reader.get_ok(&node_path).await, Value::Null);
+    assert_eq!(reader.get_ok(&nodes_path).await, json!([]));
 }
 
 #[tokio::test]

@@ -78,25 +78,11 @@ async fn rows(schema: &str) -> Vec<(String, Option<String>, Option<i64>, bool)> 
 }
 
 async fn consul_services(registry_id: &str) -> Vec<Value> {
-    let url = format!(
-        "{}/v1/catalog/node-services/registry-operator-{registry_id}",
-        stack_env("CONSUL_HTTP_ADDR")
-    );
-    let Ok(response) = reqwest::get(&url).await else {
-        return Vec::new();
-    };
-    let body: Value = response.json().await.unwrap_or_default();
-    let mut services = body["Services"].as_array().cloned().unwrap_or_default();
-    services.sort_by_key(|service| service["ID"].as_str().map(str::to_owned));
-    services
+    support::consul_catalog_services(registry_id).await
 }
 
 async fn consul_ids(registry_id: &str) -> Vec<String> {
-    consul_services(registry_id)
-        .await
-        .iter()
-        .filter_map(|service| service["ID"].as_str().map(str::to_owned))
-        .collect()
+    support::consul_catalog_service_ids(registry_id).await
 }
 
 fn kcat_publish(topic: &str, key: &str, file: &str) {

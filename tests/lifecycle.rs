@@ -76,18 +76,8 @@ async fn rows(registry: &Registry) -> BTreeMap<String, (String, bool)> {
         .collect()
 }
 
-async fn check_status(registry: &Registry, node_id: &str) -> Option<String> {
-    let url = format!(
-        "{}/v1/health/node/{}",
-        stack_env("CONSUL_HTTP_ADDR"),
-        registry.synthetic_node()
-    );
-    let checks: Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
-    checks
-        .as_array()?
-        .iter()
-        .find(|check| check["ServiceID"] == node_id)
-        .and_then(|check| check["Status"].as_str().map(str::to_owned))
+async fn check_status(registry: &Registry, service_id: &str) -> Option<String> {
+    registry.consul_check_status(service_id).await
 }
 
 fn short_timeouts() -> Vec<&'static str> {
@@ -321,4 +311,85 @@ async fn topology_stream_rebuilds_current_nodes() {
     }
     assert_eq!(view.get("topo-b").map(String::as_str), Some("degraded"));
     assert!(!view.contains_key("topo-c"));
+}
+
+/// A service of this registry written straight to Consul, as a crashed pod or a missed
+/// deregistration leaves behind.
+async fn plant_consul_service(registry: &Registry, node_id: &str) {
+    use registry_operator::consul::{ConsulClient, ConsulSink, ServiceContext};
+    let client = ConsulClient::new(&stack_env("CONSUL_HTTP_ADDR"), None, Duration::from_secs(5))
+        .expect("Consul client");
+    let context = ServiceContext {
+        registry_id: registry.registry_id.clone(),
+        extra_tags: Vec::new(),
+        datacenter: None,
+        synthetic_node: ServiceContext::default_synthetic_node(&registry.registry_id),
+        mode: registry_operator::crd::RegistrationMode::Catalog,
+        check_ttl_seconds: 90,
+        deregister_after_seconds: 600,
+    };
+    let record = registry_operator::node::NodeRecord {
+        node_id: node_id.to_owned(),
+        node_type: "effect".to_owned(),
+        node_role: None,
+        node_version: None,
+        capabilities: json!({}),
+        endpoints: BTreeMap::new(),
+        metadata: json!({}),
+        health_status: registry_operator::node::HealthStatus::Healthy,
+        network_id: None,
+        deployment_id: None,
+        epoch: None,
+        event_id: uuid::Uuid::new_v4(),
+        event_timestamp: chrono::Utc::now(),
+    };
+    ConsulSink::new(client, context)
+        .register(&record)
+        .await
+        .expect("planting a Consul service failed");
+}
+
+#[tokio::test]
+async fn anti_entropy_removes_orphaned_services() {
+    let mut registry = Registry::new(&[
+        "--no-self-registration",
+        "--anti-entropy-interval-seconds",
+        "1",
+    ]);
+    registry.start();
+    let topic = registry.topic("node-introspection");
+    produce(&topic, "ae-live", &introspection("ae-live")).await;
+    produce(&topic, "ae-gone", &introspection("ae-gone")).await;
+    let mut shutdown = introspection("ae-gone");
+    shutdown["metadata"] = json!({"reason": "shutdown"});
+    produce(&topic, "ae-gone", &shutdown).await;
+    eventually("ae-gone deregistered in PostgreSQL", WAIT, || async {
+        let rows = rows(&registry).await;
+        (rows.get("ae-gone").is_some_and(|(_, gone)| *gone) && rows.contains_key("ae-live"))
+            .then_some(())
+    })
+    .await;
+    eventually("only ae-live in Consul", WAIT, || async {
+        (registry.consul_service_ids().await == ["ae-live"]).then_some(())
+    })
+    .await;
+
+    // One orphan whose row is a tombstone, one that PostgreSQL never recorded. The
+    // second is kept by the first pass that sees it, since its row could still be on its
+    // way, and removed by the next.
+    plant_consul_service(&registry, "ae-gone").await;
+    plant_consul_service(&registry, "ae-never").await;
+    assert_eq!(
+        registry.consul_service_ids().await,
+        ["ae-gone", "ae-live", "ae-never"]
+    );
+    eventually("both orphans removed from Consul", WAIT, || async {
+        (registry.consul_service_ids().await == ["ae-live"]).then_some(())
+    })
+    .await;
+    assert!(registry.log().contains("anti-entropy repaired Consul"));
+    assert_eq!(
+        rows(&registry).await.keys().collect::<Vec<_>>(),
+        ["ae-gone", "ae-live"]
+    );
 }

@@ -55,17 +55,7 @@ async fn rows(registry: &Registry) -> Vec<(String, String, bool)> {
 }
 
 async fn consul_check_status(registry: &Registry, service_id: &str) -> Option<String> {
-    let url = format!(
-        "{}/v1/health/node/{}",
-        stack_env("CONSUL_HTTP_ADDR"),
-        registry.synthetic_node()
-    );
-    let checks: Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
-    checks
-        .as_array()?
-        .iter()
-        .find(|check| check["ServiceID"] == service_id)
-        .and_then(|check| check["Status"].as_str().map(str::to_owned))
+    registry.consul_check_status(service_id).await
 }
 
 async fn publish_fixture(registry: &Registry, file: &str, topic: &str) {

@@ -80,9 +80,7 @@ pub async fn ingest_rate(stack: &Stack, count: usize) -> anyhow::Result<IngestRu
         }
         if consul_done.is_none() && Instant::now() >= next_consul_poll {
             let poll_started = Instant::now();
-            let services = stack
-                .count_consul_services(&node, &fleet.prefix, count)
-                .await?;
+            let services = stack.count_consul_services(&node, &fleet.prefix).await?;
             if services == count {
                 consul_done = Some(started.elapsed());
             }

@@ -265,7 +265,7 @@ impl StandaloneRegistry {
             || async {
                 self.process.check_running()?;
                 let rows = stack.count_rows(&self.schema, &fleet.prefix).await;
-                let services = stack.count_consul_services(&node, &fleet.prefix, 1).await?;
+                let services = stack.count_consul_services(&node, &fleet.prefix).await?;
                 Ok((rows == Some(1) && services == 1).then_some(()))
             },
         )

@@ -14,7 +14,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use registry_operator::consul::ConsulClient;
+use registry_operator::consul::{ConsulClient, shard_node_name};
 use registry_operator::wire::Topics;
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -22,9 +22,8 @@ use sqlx::postgres::PgPoolOptions;
 
 use crate::events::Message;
 
-/// Services per Consul request when counting a large synthetic node, so that no single
-/// response grows past a few megabytes.
-const CONSUL_BUCKET: usize = 10_000;
+/// Concurrent Consul requests when reading a registry's synthetic nodes.
+const CONSUL_CONCURRENCY: usize = 16;
 
 /// Something a measurement created on the shared stack and removes afterwards.
 enum Created {
@@ -100,6 +99,12 @@ where
         }
         tokio::time::sleep(interval).await;
     }
+}
+
+#[derive(Deserialize)]
+struct NodeName {
+    #[serde(rename = "Node")]
+    node: String,
 }
 
 #[derive(Deserialize)]
@@ -209,11 +214,7 @@ impl Stack {
                         .with_context(|| format!("deleting consumer group {group}")),
                     None => Ok(()),
                 },
-                Created::ConsulNode(node) => self
-                    .consul
-                    .catalog_deregister_node(node)
-                    .await
-                    .with_context(|| format!("deregistering Consul node {node}")),
+                Created::ConsulNode(base) => self.deregister_synthetic_nodes(base).await,
             };
             if let Err(error) = result {
                 eprintln!("[bench] cleanup: {error:#}");
@@ -318,26 +319,52 @@ impl Stack {
             .collect())
     }
 
-    /// Counts the services on a Consul node whose ID starts with `prefix-`, where the
-    /// rest of each ID is a six-digit index below `expected`. Above 10,000 services it
-    /// requests one block of 10,000 indexes at a time.
-    pub async fn count_consul_services(
-        &self,
-        node: &str,
-        prefix: &str,
-        expected: usize,
-    ) -> anyhow::Result<usize> {
-        if expected <= CONSUL_BUCKET {
-            let filter = format!("ID matches \"^{prefix}-\"");
-            return Ok(self.consul_service_ids(node, Some(&filter)).await?.len());
+    /// Counts the services whose ID starts with `prefix-` on the synthetic nodes named
+    /// `<base>-<shard>`.
+    pub async fn count_consul_services(&self, base: &str, prefix: &str) -> anyhow::Result<usize> {
+        let filter = format!("ID matches \"^{prefix}-\"");
+        let nodes = self.synthetic_nodes(base).await?;
+        let counts: Vec<anyhow::Result<usize>> = futures::stream::iter(nodes)
+            .map(|node| {
+                let filter = filter.clone();
+                async move { Ok(self.consul_service_ids(&node, Some(&filter)).await?.len()) }
+            })
+            .buffer_unordered(CONSUL_CONCURRENCY)
+            .collect()
+            .await;
+        counts.into_iter().sum()
+    }
+
+    /// Lists the synthetic nodes named `<base>-<shard>`.
+    async fn synthetic_nodes(&self, base: &str) -> anyhow::Result<Vec<String>> {
+        let url = format!(
+            "{}/v1/catalog/nodes",
+            self.consul_address.trim_end_matches('/')
+        );
+        let filter = format!("Node matches \"^{base}-[0-9a-f][0-9a-f]$\"");
+        let nodes: Vec<NodeName> = self
+            .http
+            .get(&url)
+            .query(&[("filter", filter.as_str())])
+            .send()
+            .await
+            .with_context(|| format!("GET {url} failed"))?
+            .error_for_status()
+            .with_context(|| format!("GET {url} failed"))?
+            .json()
+            .await
+            .with_context(|| format!("reading the response of GET {url} failed"))?;
+        Ok(nodes.into_iter().map(|node| node.node).collect())
+    }
+
+    async fn deregister_synthetic_nodes(&self, base: &str) -> anyhow::Result<()> {
+        for node in self.synthetic_nodes(base).await? {
+            self.consul
+                .catalog_deregister_node(&node)
+                .await
+                .with_context(|| format!("deregistering Consul node {node}"))?;
         }
-        let mut total = 0;
-        for block in 0..expected.div_ceil(CONSUL_BUCKET) {
-            // Indexes are six digits, so the first two name a block of 10,000.
-            let filter = format!("ID matches \"^{prefix}-{block:02}\"");
-            total += self.consul_service_ids(node, Some(&filter)).await?.len();
-        }
-        Ok(total)
+        Ok(())
     }
 
     /// Creates a reader of the committed offsets of `group`.
@@ -353,10 +380,11 @@ impl Stack {
         Ok(OffsetReader { consumer })
     }
 
-    /// Returns whether a Consul node has a service with ID `service_id`.
-    pub async fn has_consul_service(&self, node: &str, service_id: &str) -> anyhow::Result<bool> {
+    /// Returns whether the synthetic node of `service_id` has that service.
+    pub async fn has_consul_service(&self, base: &str, service_id: &str) -> anyhow::Result<bool> {
         let filter = format!("ID == \"{service_id}\"");
-        let ids = self.consul_service_ids(node, Some(&filter)).await?;
+        let node = shard_node_name(base, service_id);
+        let ids = self.consul_service_ids(&node, Some(&filter)).await?;
         Ok(ids.iter().any(|id| id == service_id))
     }
 }

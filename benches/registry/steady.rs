@@ -129,9 +129,7 @@ async fn wait_for_consul(
     loop {
         registry.process.check_running()?;
         let count_started = Instant::now();
-        let services = stack
-            .count_consul_services(&node, &fleet.prefix, nodes)
-            .await?;
+        let services = stack.count_consul_services(&node, &fleet.prefix).await?;
         if services >= nodes {
             return Ok((services, true));
         }
@@ -234,7 +232,7 @@ pub async fn steady_state(
         consul_services_at_start
     } else {
         stack
-            .count_consul_services(&registry.synthetic_node(), &fleet.prefix, nodes)
+            .count_consul_services(&registry.synthetic_node(), &fleet.prefix)
             .await?
     };
     let statement = format!(

@@ -17,7 +17,24 @@ use super::service::{CheckStatus, ConsulService, MANAGED_BY, ServiceCheck};
 /// Address of every synthetic node. A service without an address of its own resolves to it.
 pub const SYNTHETIC_NODE_ADDRESS: &str = "127.0.0.1";
 
-/// The Consul node that contains one registry's catalog services.
+/// Synthetic nodes that one registry's catalog services are spread over. Consul does
+/// work proportional to a node's services and checks on every catalog write to that
+/// node, so a single node would make registering N services cost O(N²).
+pub const CATALOG_SHARDS: u32 = 256;
+
+/// Returns the name of the synthetic node that contains `service_id`: `<base>-<shard>`,
+/// the shard as two hex digits. The shard is the 32-bit FNV-1a hash of the service ID modulo
+/// [`CATALOG_SHARDS`], fixed so that every version and process places a service alike.
+pub fn shard_node_name(base: &str, service_id: &str) -> String {
+    const OFFSET_BASIS: u32 = 0x811c_9dc5;
+    const PRIME: u32 = 0x0100_0193;
+    let hash = service_id.bytes().fold(OFFSET_BASIS, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(PRIME)
+    });
+    format!("{base}-{:02x}", hash % CATALOG_SHARDS)
+}
+
+/// A Consul node that contains catalog services of one registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyntheticNode {
     pub name: String,
@@ -75,6 +92,13 @@ struct CatalogDeregistration<'a> {
     node: &'a str,
     #[serde(rename = "ServiceID", skip_serializing_if = "Option::is_none")]
     service_id: Option<&'a str>,
+}
+
+/// One entry of `/v1/catalog/nodes`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NodeName {
+    node: String,
 }
 
 /// Response of `/v1/catalog/node/<node>`. Consul sends `null` for an unknown node.
@@ -180,6 +204,26 @@ impl ConsulClient {
         Ok(services)
     }
 
+    /// Lists the names of the nodes whose meta contains `key` = `value`
+    /// (`GET /v1/catalog/nodes?node-meta=<key>:<value>`), sorted.
+    pub async fn catalog_nodes_with_meta(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<String>, ConsulError> {
+        let mut url = self.endpoint(&["catalog", "nodes"], Scope::Datacenter)?;
+        url.query_pairs_mut()
+            .append_pair("node-meta", &format!("{key}:{value}"));
+        let nodes: Option<Vec<NodeName>> = self.get_json(url).await?;
+        let mut names: Vec<String> = nodes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|node| node.node)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Builds a registration of the node and one check, without a service.
     fn registration<'a>(
         &'a self,
@@ -216,6 +260,23 @@ mod tests {
 
     use super::*;
     use crate::consul::service::CheckTtl;
+
+    #[test]
+    fn shard_names_are_stable_and_spread() {
+        // FNV-1a of "" is the offset basis, 0x811c9dc5; of "a" it is 0xe40c292c.
+        assert_eq!(
+            shard_node_name("registry-operator-r", ""),
+            "registry-operator-r-c5"
+        );
+        assert_eq!(
+            shard_node_name("registry-operator-r", "a"),
+            "registry-operator-r-2c"
+        );
+        let shards: std::collections::HashSet<String> = (0..10_000)
+            .map(|index| shard_node_name("b", &format!("node-{index}")))
+            .collect();
+        assert_eq!(shards.len(), CATALOG_SHARDS as usize);
+    }
 
     #[test]
     fn registration_body_shape() {

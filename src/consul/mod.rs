@@ -15,7 +15,7 @@ mod service;
 mod sink;
 
 pub use address::{ServiceAddress, select_service_address};
-pub use catalog::{SYNTHETIC_NODE_ADDRESS, SyntheticNode};
+pub use catalog::{CATALOG_SHARDS, SYNTHETIC_NODE_ADDRESS, SyntheticNode, shard_node_name};
 pub use client::ConsulClient;
 pub use error::ConsulError;
 pub use meta::{

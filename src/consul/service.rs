@@ -22,7 +22,8 @@ pub struct ServiceContext {
     pub extra_tags: Vec<String>,
     /// Consul datacenter. `None` means the datacenter of the contacted agent.
     pub datacenter: Option<String>,
-    /// Consul node that contains the services in catalog mode.
+    /// Base name of the Consul nodes that contain the services in catalog mode; each node
+    /// is named `<base>-<shard>` (see [`super::shard_node_name`]).
     pub synthetic_node: String,
     pub mode: RegistrationMode,
     /// TTL of the agent-mode check, in seconds: the liveness timeout.
@@ -34,7 +35,7 @@ pub struct ServiceContext {
 }
 
 impl ServiceContext {
-    /// Returns the synthetic node name used for a registry: `registry-operator-<registry_id>`.
+    /// Returns the base name of a registry's synthetic nodes: `registry-operator-<registry_id>`.
     pub fn default_synthetic_node(registry_id: &str) -> String {
         format!("{MANAGED_BY}-{registry_id}")
     }

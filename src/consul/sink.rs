@@ -1,6 +1,6 @@
 //! One registry's writes to Consul, through the catalog or the agent API as configured.
 
-use super::catalog::SyntheticNode;
+use super::catalog::{SyntheticNode, shard_node_name};
 use super::client::ConsulClient;
 use super::error::ConsulError;
 use super::service::{
@@ -14,7 +14,6 @@ use crate::node::{HealthStatus, NodeRecord};
 pub struct ConsulSink {
     client: ConsulClient,
     context: ServiceContext,
-    node: SyntheticNode,
 }
 
 impl ConsulSink {
@@ -24,15 +23,28 @@ impl ConsulSink {
             Some(datacenter) => client.with_datacenter(Some(datacenter.clone())),
             None => client,
         };
-        let node = SyntheticNode {
-            name: context.synthetic_node.clone(),
-            registry_id: context.registry_id.clone(),
-        };
-        Self {
-            client,
-            context,
-            node,
+        Self { client, context }
+    }
+
+    /// Returns the synthetic node that contains the service `service_id` in catalog mode.
+    pub fn node_for(&self, service_id: &str) -> SyntheticNode {
+        SyntheticNode {
+            name: shard_node_name(&self.context.synthetic_node, service_id),
+            registry_id: self.context.registry_id.clone(),
         }
+    }
+
+    /// Lists the synthetic nodes of this registry that exist in Consul, sorted.
+    pub async fn synthetic_nodes(&self) -> Result<Vec<String>, ConsulError> {
+        let prefix = format!("{}-", self.context.synthetic_node);
+        let names = self
+            .client
+            .catalog_nodes_with_meta("registry-id", &self.context.registry_id)
+            .await?;
+        Ok(names
+            .into_iter()
+            .filter(|name| name.starts_with(&prefix))
+            .collect())
     }
 
     pub fn client(&self) -> &ConsulClient {
@@ -58,7 +70,9 @@ impl ConsulSink {
 
         match self.context.mode {
             RegistrationMode::Catalog => {
-                self.client.catalog_register(&self.node, &service).await?;
+                self.client
+                    .catalog_register(&self.node_for(&service.id), &service)
+                    .await?;
             }
             RegistrationMode::Agent => {
                 self.client.agent_register(&service).await?;
@@ -83,7 +97,7 @@ impl ConsulSink {
         match self.context.mode {
             RegistrationMode::Catalog => {
                 self.client
-                    .catalog_deregister(&self.node.name, node_id)
+                    .catalog_deregister(&self.node_for(node_id).name, node_id)
                     .await?
             }
             RegistrationMode::Agent => self.client.agent_deregister(node_id).await?,
@@ -105,7 +119,7 @@ impl ConsulSink {
             RegistrationMode::Catalog => {
                 let check = build_check(node_id, health, output.to_owned(), &self.context);
                 self.client
-                    .catalog_set_check(&self.node, node_id, &check)
+                    .catalog_set_check(&self.node_for(node_id), node_id, &check)
                     .await
             }
             RegistrationMode::Agent => {
@@ -117,10 +131,16 @@ impl ConsulSink {
     }
 
     /// Lists the IDs of the services whose `registry_id` meta names this registry, sorted:
-    /// on the synthetic node in catalog mode, on the contacted agent in agent mode.
+    /// on its synthetic nodes in catalog mode, on the contacted agent in agent mode.
     pub async fn list_registered(&self) -> Result<Vec<String>, ConsulError> {
         let services = match self.context.mode {
-            RegistrationMode::Catalog => self.client.catalog_node_services(&self.node.name).await?,
+            RegistrationMode::Catalog => {
+                let mut services = Vec::new();
+                for node in self.synthetic_nodes().await? {
+                    services.extend(self.client.catalog_node_services(&node).await?);
+                }
+                services
+            }
             RegistrationMode::Agent => {
                 self.client
                     .agent_services(&self.context.registry_id)
@@ -128,15 +148,17 @@ impl ConsulSink {
             }
         };
 
-        Ok(services
+        let mut ids: Vec<String> = services
             .into_iter()
             .filter(|service| service.registry_id() == Some(self.context.registry_id.as_str()))
             .map(|service| service.id)
-            .collect())
+            .collect();
+        ids.sort();
+        Ok(ids)
     }
 
     /// Removes every service of this registry and returns how many there were. In catalog
-    /// mode the synthetic node is removed too once it has no other service.
+    /// mode each synthetic node goes too once it has no other service.
     pub async fn deregister_all(&self) -> Result<usize, ConsulError> {
         let service_ids = self.list_registered().await?;
         for service_id in &service_ids {
@@ -144,15 +166,17 @@ impl ConsulSink {
         }
 
         if self.context.mode == RegistrationMode::Catalog {
-            let remaining = self.client.catalog_node_services(&self.node.name).await?;
-            if remaining.is_empty() {
-                self.client.catalog_deregister_node(&self.node.name).await?;
-            } else {
-                tracing::info!(
-                    node = %self.node.name,
-                    remaining = remaining.len(),
-                    "kept the synthetic Consul node because it holds services of other registries"
-                );
+            for node in self.synthetic_nodes().await? {
+                let remaining = self.client.catalog_node_services(&node).await?;
+                if remaining.is_empty() {
+                    self.client.catalog_deregister_node(&node).await?;
+                } else {
+                    tracing::info!(
+                        node = %node,
+                        remaining = remaining.len(),
+                        "kept a synthetic Consul node because it holds services of other registries"
+                    );
+                }
             }
         }
         Ok(service_ids.len())

@@ -132,8 +132,9 @@ pub struct ConsulSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datacenter: Option<String>,
 
-    /// `catalog` registers services under a synthetic Consul node owned by this registry,
-    /// with health checks whose status the registry sets (no Consul agent needed).
+    /// `catalog` registers services under synthetic Consul nodes owned by this registry,
+    /// `registry-operator-<registryId>-00` to `-ff`, each service on the node its ID hashes
+    /// to, with health checks whose status the registry sets (no Consul agent needed).
     /// `agent` registers through the agent API with TTL checks.
     #[serde(default)]
     pub registration_mode: RegistrationMode,
@@ -146,7 +147,7 @@ pub struct ConsulSpec {
 /// How services reach Consul.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum RegistrationMode {
-    /// Catalog API under a synthetic node named after the registry.
+    /// Catalog API under synthetic nodes named after the registry.
     #[default]
     #[serde(rename = "catalog")]
     Catalog,

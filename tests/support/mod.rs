@@ -40,3 +40,59 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Lists the services on a registry's synthetic Consul nodes (catalog mode), sorted by
+/// ID. The nodes are found by their `registry-id` meta, the way an operator of Consul
+/// would. Empty while Consul is unreachable.
+pub async fn consul_catalog_services(registry_id: &str) -> Vec<serde_json::Value> {
+    let consul = stack_env("CONSUL_HTTP_ADDR");
+    let prefix = format!("registry-operator-{registry_id}-");
+    let url = format!("{consul}/v1/catalog/nodes?node-meta=registry-id:{registry_id}");
+    let Ok(response) = reqwest::get(&url).await else {
+        return Vec::new();
+    };
+    let nodes: serde_json::Value = response.json().await.unwrap_or_default();
+    let mut services = Vec::new();
+    for node in nodes.as_array().into_iter().flatten() {
+        let Some(name) = node["Node"]
+            .as_str()
+            .filter(|name| name.starts_with(&prefix))
+        else {
+            continue;
+        };
+        let url = format!("{consul}/v1/catalog/node-services/{name}");
+        let Ok(response) = reqwest::get(&url).await else {
+            return Vec::new();
+        };
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        services.extend(body["Services"].as_array().cloned().unwrap_or_default());
+    }
+    services.sort_by_key(|service| service["ID"].as_str().map(str::to_owned));
+    services
+}
+
+/// Lists the IDs of the services on a registry's synthetic Consul nodes, sorted.
+pub async fn consul_catalog_service_ids(registry_id: &str) -> Vec<String> {
+    consul_catalog_services(registry_id)
+        .await
+        .iter()
+        .filter_map(|service| service["ID"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Returns the status of a service's check in catalog mode, read from the health of
+/// the synthetic node that holds the service.
+pub async fn consul_catalog_check_status(registry_id: &str, service_id: &str) -> Option<String> {
+    let base = registry_operator::consul::ServiceContext::default_synthetic_node(registry_id);
+    let url = format!(
+        "{}/v1/health/node/{}",
+        stack_env("CONSUL_HTTP_ADDR"),
+        registry_operator::consul::shard_node_name(&base, service_id)
+    );
+    let checks: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+    checks
+        .as_array()?
+        .iter()
+        .find(|check| check["ServiceID"] == service_id)
+        .and_then(|check| check["Status"].as_str().map(str::to_owned))
+}

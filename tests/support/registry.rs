@@ -112,10 +112,6 @@ impl Registry {
         format!("{}-pod-a", self.registry_id)
     }
 
-    pub fn synthetic_node(&self) -> String {
-        format!("registry-operator-{}", self.registry_id)
-    }
-
     /// Opens a pool whose connections all use the registry's schema.
     pub async fn pool(&self) -> Result<sqlx::PgPool, sqlx::Error> {
         let url = format!(
@@ -126,29 +122,15 @@ impl Registry {
         sqlx::PgPool::connect(&url).await
     }
 
-    /// Lists the service IDs on the registry's synthetic Consul node, sorted; empty while
+    /// Lists the service IDs on the registry's synthetic Consul nodes, sorted; empty while
     /// Consul is unreachable.
     pub async fn consul_service_ids(&self) -> Vec<String> {
-        let url = format!(
-            "{}/v1/catalog/node-services/{}",
-            stack_env("CONSUL_HTTP_ADDR"),
-            self.synthetic_node()
-        );
-        let Ok(response) = reqwest::get(&url).await else {
-            return Vec::new();
-        };
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
-        let mut ids: Vec<String> = body["Services"]
-            .as_array()
-            .map(|services| {
-                services
-                    .iter()
-                    .filter_map(|service| service["ID"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        ids.sort();
-        ids
+        super::consul_catalog_service_ids(&self.registry_id).await
+    }
+
+    /// Returns the status of the check of `service_id` in Consul.
+    pub async fn consul_check_status(&self, service_id: &str) -> Option<String> {
+        super::consul_catalog_check_status(&self.registry_id, service_id).await
     }
 }
 
