@@ -89,7 +89,12 @@ pub async fn ingest_rate(stack: &Stack, count: usize) -> anyhow::Result<IngestRu
         }
         tokio::time::sleep(POSTGRES_POLL).await;
     }
-    let elapsed = postgres_done.max(consul_done).unwrap_or_default();
+    // The registry commits offsets only after both backends acknowledged every write of
+    // them, so the commit proves presence in both as much as the two counts do. The
+    // earlier proof is taken, because the Consul count is coarse: each count reads all
+    // 256 synthetic nodes and is repeated at most every four count durations.
+    let counted = postgres_done.max(consul_done).unwrap_or_default();
+    let elapsed = counted.min(committed_done.unwrap_or(counted));
 
     registry.process.terminate(Duration::from_secs(30))?;
     Ok(IngestRun {
