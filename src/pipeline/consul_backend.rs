@@ -16,6 +16,9 @@ use crate::postgres::{HeartbeatTouch, PostgresSink, RowKey};
 type BoxedRequest<'a, T> =
     std::pin::Pin<Box<dyn std::future::Future<Output = (T, Result<(), ConsulError>)> + Send + 'a>>;
 
+/// Rows read from PostgreSQL at once when anti-entropy registers missing services.
+const REPAIR_CHUNK: usize = 500;
+
 /// Concurrent requests to Consul within one batch.
 const CONCURRENCY: usize = 16;
 
@@ -101,15 +104,16 @@ impl ConsulBackend {
                 })?;
             self.anti_entropy.migrated = true;
         }
-        let rows = self
+        let read_error = |error: crate::postgres::PostgresError| BackendWriteError {
+            label: error.label(),
+            message: format!("anti-entropy: reading PostgreSQL failed: {error}"),
+        };
+        let live_health = self
             .anti_entropy
             .postgres
-            .list_registered()
+            .list_live_health()
             .await
-            .map_err(|error| BackendWriteError {
-                label: error.label(),
-                message: format!("anti-entropy: reading PostgreSQL failed: {error}"),
-            })?;
+            .map_err(read_error)?;
         let owned: HashSet<String> = self
             .sink
             .list_registered()
@@ -117,12 +121,36 @@ impl ConsulBackend {
             .map_err(write_error)?
             .into_iter()
             .collect();
-        let live: HashSet<&str> = rows.iter().map(|row| row.node_id.as_str()).collect();
+        let live: HashSet<&str> = live_health.iter().map(|(id, _)| id.as_str()).collect();
+
+        // Full rows are read only for the nodes Consul lacks, a chunk at a time.
+        let missing: Vec<&str> = live
+            .iter()
+            .copied()
+            .filter(|id| !owned.contains(*id))
+            .collect();
         let mut registered = 0;
-        for row in &rows {
-            if !owned.contains(&row.node_id) {
-                let record = super::postgres_backend::record_of_row(row);
-                self.sink.register(&record).await.map_err(write_error)?;
+        for chunk in missing.chunks(REPAIR_CHUNK) {
+            let rows = self
+                .anti_entropy
+                .postgres
+                .get_live(chunk)
+                .await
+                .map_err(read_error)?;
+            let sink = &self.sink;
+            let mut requests: Vec<BoxedRequest<'_, ()>> = Vec::with_capacity(rows.len());
+            for row in &rows {
+                requests.push(Box::pin(async move {
+                    let record = super::postgres_backend::record_of_row(row);
+                    ((), sink.register(&record).await.map(|_| ()))
+                }));
+            }
+            let results: Vec<_> = futures::stream::iter(requests)
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+            for ((), result) in results {
+                result.map_err(write_error)?;
                 registered += 1;
             }
         }
@@ -152,9 +180,9 @@ impl ConsulBackend {
             }
         }
 
-        let mut remembered: HashMap<String, Option<HealthStatus>> = rows
+        let mut remembered: HashMap<String, Option<HealthStatus>> = live_health
             .iter()
-            .map(|row| (row.node_id.clone(), row.health_status.parse().ok()))
+            .map(|(id, health)| (id.clone(), health.parse().ok()))
             .collect();
         for id in &kept {
             let health = self.registered.get(id).copied().flatten();
@@ -171,7 +199,7 @@ impl ConsulBackend {
         if registered > 0 || removed > 0 {
             tracing::info!(registry = %self.anti_entropy.registry_id, registered, removed, "anti-entropy repaired Consul");
         } else {
-            tracing::debug!(registry = %self.anti_entropy.registry_id, services = rows.len(), "anti-entropy found Consul in step");
+            tracing::debug!(registry = %self.anti_entropy.registry_id, services = live.len(), "anti-entropy found Consul in step");
         }
         Ok(())
     }

@@ -50,9 +50,14 @@ pub fn connect(url: &str, schema: &str, max_connections: u32) -> Result<PgPool, 
 pub async fn migrate(pool: &PgPool, schema: &str) -> Result<(), PostgresError> {
     validate_schema(schema)?;
     let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
-    pool.execute(create.as_str())
-        .await
-        .map_err(PostgresError::query("create schema"))?;
+    match pool.execute(create.as_str()).await {
+        Ok(_) => {}
+        // Two sessions that create the same schema at once both pass the IF NOT EXISTS
+        // check, and the later one fails on the catalog's unique index. The schema exists
+        // either way.
+        Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {}
+        Err(error) => return Err(PostgresError::query("create schema")(error)),
+    }
     MIGRATOR
         .run(pool)
         .await

@@ -299,14 +299,32 @@ impl PostgresSink {
             .map_err(PostgresError::query("select node"))
     }
 
-    /// Lists every row that is not a tombstone, ordered by node id.
-    pub async fn list_registered(&self) -> Result<Vec<StoredNode>, PostgresError> {
+    /// Lists the node id and health of every row that is not a tombstone, ordered by
+    /// node id. Only these two columns are read, so a pass over a large registry stays
+    /// small in memory.
+    pub async fn list_live_health(&self) -> Result<Vec<(String, String)>, PostgresError> {
         sqlx::query_as(
-            "SELECT * FROM node_registrations WHERE deregistered_at IS NULL ORDER BY node_id",
+            "SELECT node_id, health_status FROM node_registrations \
+             WHERE deregistered_at IS NULL ORDER BY node_id",
         )
         .fetch_all(&self.pool)
         .await
-        .map_err(PostgresError::query("list nodes"))
+        .map_err(PostgresError::query("list live nodes"))
+    }
+
+    /// Reads the rows of `node_ids` that are not tombstones.
+    pub async fn get_live(&self, node_ids: &[&str]) -> Result<Vec<StoredNode>, PostgresError> {
+        if node_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query_as(
+            "SELECT * FROM node_registrations \
+             WHERE node_id = ANY($1) AND deregistered_at IS NULL ORDER BY node_id",
+        )
+        .bind(node_ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(PostgresError::query("select live nodes"))
     }
 
     /// Returns the ordering key `(last_event_timestamp, last_event_id)` and whether the
