@@ -33,7 +33,11 @@ registry_pid=""
 cleanup() {
   if [[ -n "$registry_pid" ]] && kill -0 "$registry_pid" 2>/dev/null; then
     kill -TERM "$registry_pid"
-    wait "$registry_pid" 2>/dev/null || true
+    local status=0
+    wait "$registry_pid" 2>/dev/null || status=$?
+    echo "operator exited with status $status; its shutdown in the log:"
+    jq -r 'select(.message | test("shutdown|self record deregistered|committed|stopped")) | "  \(.message)"' "$LOG" 2>/dev/null |
+      tail -n 6 || true
   fi
   if [[ $stack_was_running == 0 ]]; then hack/stack.sh down; fi
 }
@@ -128,6 +132,9 @@ publish "$events/05-node-introspection-shutdown.json" node-introspection
 wait_for "the orchestrator to leave Consul" sh -c \
   "! curl -fsS '$CONSUL_HTTP_ADDR/v1/health/state/any?node-meta=registry-id:$REGISTRY_ID' | grep -q orchestrator-7f3a9c"
 psql_demo -c "SELECT node_id, deregistered_at IS NOT NULL AS deregistered FROM node_registrations ORDER BY node_id"
+echo "Consul checks of this registry after the shutdown:"
+curl -fsS "$CONSUL_HTTP_ADDR/v1/health/state/any?node-meta=registry-id:$REGISTRY_ID" |
+  jq -r 'sort_by(.ServiceID) | .[] | "  check \(.CheckID): \(.Status)"'
 
 if [[ "${KEEP_RUNNING:-0}" == 1 ]]; then
   say "left running: operator pid $registry_pid (kill -TERM $registry_pid), stack: hack/stack.sh down"
