@@ -77,14 +77,6 @@ async fn rows(schema: &str) -> Vec<(String, Option<String>, Option<i64>, bool)> 
     rows
 }
 
-async fn consul_services(registry_id: &str) -> Vec<Value> {
-    support::consul_catalog_services(registry_id).await
-}
-
-async fn consul_ids(registry_id: &str) -> Vec<String> {
-    support::consul_catalog_service_ids(registry_id).await
-}
-
 fn kcat_publish(topic: &str, key: &str, file: &str) {
     let path = format!(
         "{}/tests/fixtures/events/{file}",
@@ -146,7 +138,7 @@ async fn registry_node_ready_and_registers_fixtures() {
     .await;
     let postgres_at = started.elapsed();
     eventually("self record in Consul", WAIT, || async {
-        consul_ids(&registry_id)
+        support::consul_catalog_service_ids(&registry_id)
             .await
             .contains(&self_id)
             .then_some(())
@@ -200,7 +192,7 @@ async fn registry_node_ready_and_registers_fixtures() {
         .expect("self row");
     assert_eq!(self_row.1.as_deref(), Some("blue-001"));
     assert_eq!(self_row.2, Some(3));
-    let services = consul_services(&registry_id).await;
+    let services = support::consul_catalog_services(&registry_id).await;
     let self_service = services
         .iter()
         .find(|s| s["ID"] == self_id.as_str())
@@ -246,7 +238,7 @@ async fn registry_node_ready_and_registers_fixtures() {
         "04-node-introspection-registry-response.json",
     );
     eventually("sample nodes in both backends", WAIT, || async {
-        let ids = consul_ids(&registry_id).await;
+        let ids = support::consul_catalog_service_ids(&registry_id).await;
         let rows: Vec<String> = rows(&schema).await.into_iter().map(|row| row.0).collect();
         let expected = ["orchestrator-7f3a9c", "reducer-2b81d0"];
         (expected.iter().all(|id| ids.iter().any(|s| s == id))
@@ -304,7 +296,7 @@ async fn registry_node_ready_and_registers_fixtures() {
         "self service re-registered with the new tag",
         WAIT,
         || async {
-            let services = consul_services(&registry_id).await;
+            let services = support::consul_catalog_services(&registry_id).await;
             let service = services
                 .iter()
                 .find(|s| s["ID"] == self_id.as_str())?
@@ -340,7 +332,10 @@ async fn registry_node_ready_and_registers_fixtures() {
         matches!(api.get_opt("main").await, Ok(None)).then_some(())
     })
     .await;
-    assert_eq!(consul_ids(&registry_id).await, Vec::<String>::new());
+    assert_eq!(
+        support::consul_catalog_service_ids(&registry_id).await,
+        Vec::<String>::new()
+    );
     let remaining: Vec<String> = rows(&schema).await.into_iter().map(|row| row.0).collect();
     assert!(
         remaining.contains(&"reducer-2b81d0".to_owned()),
@@ -383,7 +378,7 @@ async fn blue_green_instances_told_apart() {
     let green_id = format!("{registry_id}-pod-green");
     eventually("both self records in both backends", WAIT, || async {
         let rows = rows(&schema).await;
-        let ids = consul_ids(&registry_id).await;
+        let ids = support::consul_catalog_service_ids(&registry_id).await;
         let in_rows = rows.iter().any(|r| r.0 == blue_id && !r.3)
             && rows.iter().any(|r| r.0 == green_id && !r.3);
         (in_rows && ids.contains(&blue_id) && ids.contains(&green_id)).then_some(())
@@ -429,7 +424,7 @@ async fn blue_green_instances_told_apart() {
         rows_after.iter().any(|r| r.0 == green_id && !r.3),
         "green row stays: {rows_after:?}"
     );
-    let ids = consul_ids(&registry_id).await;
+    let ids = support::consul_catalog_service_ids(&registry_id).await;
     assert!(!ids.contains(&blue_id), "blue service gone: {ids:?}");
     assert!(ids.contains(&green_id), "green service stays: {ids:?}");
     let node = api.get("main").await.expect("RegistryNode");
@@ -678,7 +673,12 @@ async fn delete_policy_removes_rows() {
     let operator = Operator::start(&namespace, "pod-a", "a", 1);
     wait_condition(&api, "main", "Ready", "True").await;
     assert_eq!(rows(&schema).await.len(), 1, "the self record is written");
-    assert_eq!(consul_ids(&registry_id).await.len(), 1);
+    assert_eq!(
+        support::consul_catalog_service_ids(&registry_id)
+            .await
+            .len(),
+        1
+    );
 
     api.delete("main", &Default::default())
         .await
@@ -688,6 +688,9 @@ async fn delete_policy_removes_rows() {
     })
     .await;
     assert_eq!(rows(&schema).await, Vec::new(), "Delete removes the rows");
-    assert_eq!(consul_ids(&registry_id).await, Vec::<String>::new());
+    assert_eq!(
+        support::consul_catalog_service_ids(&registry_id).await,
+        Vec::<String>::new()
+    );
     assert!(operator.log().contains("deleted 1 PostgreSQL rows"));
 }

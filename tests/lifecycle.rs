@@ -76,10 +76,6 @@ async fn rows(registry: &Registry) -> BTreeMap<String, (String, bool)> {
         .collect()
 }
 
-async fn check_status(registry: &Registry, service_id: &str) -> Option<String> {
-    registry.consul_check_status(service_id).await
-}
-
 fn short_timeouts() -> Vec<&'static str> {
     vec![
         "--no-self-registration",
@@ -110,7 +106,7 @@ async fn silent_node_turns_critical_recovers_expires() {
     })
     .await;
     eventually("passing check", WAIT, || async {
-        (check_status(&registry, node).await.as_deref() == Some("passing")).then_some(())
+        (registry.consul_check_status(node).await.as_deref() == Some("passing")).then_some(())
     })
     .await;
 
@@ -120,7 +116,7 @@ async fn silent_node_turns_critical_recovers_expires() {
     })
     .await;
     eventually("critical check in Consul", WAIT, || async {
-        (check_status(&registry, node).await.as_deref() == Some("critical")).then_some(())
+        (registry.consul_check_status(node).await.as_deref() == Some("critical")).then_some(())
     })
     .await;
 
@@ -136,7 +132,7 @@ async fn silent_node_turns_critical_recovers_expires() {
     })
     .await;
     eventually("passing check again", WAIT, || async {
-        (check_status(&registry, node).await.as_deref() == Some("passing")).then_some(())
+        (registry.consul_check_status(node).await.as_deref() == Some("passing")).then_some(())
     })
     .await;
 
@@ -313,7 +309,7 @@ async fn topology_stream_rebuilds_current_nodes() {
     assert!(!view.contains_key("topo-c"));
 }
 
-/// A service of this registry written straight to Consul, as a crashed pod or a missed
+/// Registers a service of this registry straight in Consul, as a crashed pod or a missed
 /// deregistration leaves behind.
 async fn plant_consul_service(registry: &Registry, node_id: &str) {
     use registry_operator::consul::{ConsulClient, ConsulSink, ServiceContext};
@@ -375,8 +371,8 @@ async fn anti_entropy_removes_orphaned_services() {
     .await;
 
     // One orphan whose row is a tombstone, one that PostgreSQL never recorded. The
-    // second is kept by the first pass that sees it, since its row could still be on its
-    // way, and removed by the next.
+    // second is kept by the first pass that finds it, because its row could still be on
+    // its way, and removed by the next.
     plant_consul_service(&registry, "ae-gone").await;
     plant_consul_service(&registry, "ae-never").await;
     assert_eq!(

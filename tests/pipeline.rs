@@ -54,10 +54,6 @@ async fn rows(registry: &Registry) -> Vec<(String, String, bool)> {
     rows
 }
 
-async fn consul_check_status(registry: &Registry, service_id: &str) -> Option<String> {
-    registry.consul_check_status(service_id).await
-}
-
 async fn publish_fixture(registry: &Registry, file: &str, topic: &str) {
     let bytes = fixture(file);
     let envelope: Value = serde_json::from_slice(&bytes).expect("fixture JSON");
@@ -111,7 +107,8 @@ async fn fixtures_registered_in_both_backends() {
     })
     .await;
     eventually("degraded check in Consul", WAIT, || async {
-        (consul_check_status(&registry, "orchestrator-7f3a9c")
+        (registry
+            .consul_check_status("orchestrator-7f3a9c")
             .await
             .as_deref()
             == Some("warning"))

@@ -99,12 +99,16 @@ impl EventProducer {
 
     /// Publishes records to one topic in the given order and returns one result per
     /// record, in that order. Every record is queued before any acknowledgement is
-    /// awaited. A record the local queue refuses fails without waiting.
+    /// awaited. A record the local queue rejects fails without waiting.
     pub async fn publish_all<'a>(
         &self,
         topic: &str,
         records: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
     ) -> Vec<Result<(), KafkaError>> {
+        let publish_error = |source| KafkaError::Publish {
+            topic: topic.to_owned(),
+            source,
+        };
         let queued: Vec<_> = records
             .into_iter()
             .map(|(key, value)| {
@@ -114,10 +118,7 @@ impl EventProducer {
                 }
                 self.producer
                     .send_result(record)
-                    .map_err(|(source, _)| KafkaError::Publish {
-                        topic: topic.to_owned(),
-                        source,
-                    })
+                    .map_err(|(source, _)| publish_error(source))
             })
             .collect();
         let mut results = Vec::with_capacity(queued.len());
@@ -126,14 +127,8 @@ impl EventProducer {
                 Err(error) => Err(error),
                 Ok(delivery) => match delivery.await {
                     Ok(Ok(_)) => Ok(()),
-                    Ok(Err((source, _))) => Err(KafkaError::Publish {
-                        topic: topic.to_owned(),
-                        source,
-                    }),
-                    Err(_canceled) => Err(KafkaError::Publish {
-                        topic: topic.to_owned(),
-                        source: RdKafkaError::Canceled,
-                    }),
+                    Ok(Err((source, _))) => Err(publish_error(source)),
+                    Err(_canceled) => Err(publish_error(RdKafkaError::Canceled)),
                 },
             };
             results.push(result);

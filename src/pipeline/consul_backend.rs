@@ -165,18 +165,15 @@ impl ConsulBackend {
             .postgres
             .event_keys(&orphans)
             .await
-            .map_err(|error| BackendWriteError {
-                label: error.label(),
-                message: format!("anti-entropy: reading PostgreSQL failed: {error}"),
-            })?;
+            .map_err(read_error)?;
         let mut removed = 0;
-        let mut kept = HashSet::new();
+        let mut kept_orphans = HashSet::new();
         for orphan in orphans {
             if self.is_stale(orphan, keys.get(orphan)) {
                 self.sink.deregister(orphan).await.map_err(write_error)?;
                 removed += 1;
             } else {
-                kept.insert(orphan.to_owned());
+                kept_orphans.insert(orphan.to_owned());
             }
         }
 
@@ -184,15 +181,15 @@ impl ConsulBackend {
             .iter()
             .map(|(id, health)| (id.clone(), health.parse().ok()))
             .collect();
-        for id in &kept {
+        for id in &kept_orphans {
             let health = self.registered.get(id).copied().flatten();
             remembered.insert(id.clone(), health);
         }
         self.registered = remembered;
-        if !kept.is_empty() {
-            tracing::debug!(registry = %self.anti_entropy.registry_id, services = kept.len(), "anti-entropy kept services that PostgreSQL does not list yet; removed on the next pass if still unlisted");
+        if !kept_orphans.is_empty() {
+            tracing::debug!(registry = %self.anti_entropy.registry_id, services = kept_orphans.len(), "anti-entropy kept services that PostgreSQL does not list yet; removed on the next pass if still unlisted");
         }
-        self.anti_entropy.unlisted = kept;
+        self.anti_entropy.unlisted = kept_orphans;
         self.loaded = true;
         self.anti_entropy.last_run = Some(std::time::Instant::now());
         self.anti_entropy.outage = false;
@@ -303,11 +300,10 @@ impl ConsulBackend {
         }
 
         let sink = &self.sink;
-        let applied = &self.applied;
         let mut requests: Vec<BoxedRequest<'_, &RegistrationWrite>> = Vec::new();
         let newer = writes.registrations.values().filter(|write| {
             let record = write.record();
-            applied
+            self.applied
                 .get(&record.node_id)
                 .is_none_or(|applied| *applied < (record.event_timestamp, record.event_id))
                 || matches!(write, RegistrationWrite::Expire(_))

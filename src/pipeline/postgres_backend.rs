@@ -107,12 +107,12 @@ impl PostgresBackend {
         self.unpublished.extend(records);
     }
 
-    /// Publishes queued topology records; on failure the records from the first failed
+    /// Publishes queued topology records. On failure the records from the first failed
     /// one on stay queued. Every record is handed to the producer before any
     /// acknowledgement is awaited, so a chunk costs one producer linger and round trip,
     /// not one per record. Records keep their order because they are queued in order to
-    /// an idempotent producer, and a record published again after a failure only repeats a value
-    /// that a later record of the same key overrides.
+    /// an idempotent producer. A record published again after a failure only repeats a
+    /// value that a later record of the same key overrides.
     async fn publish_topology(&mut self) -> Result<(), BackendWriteError> {
         if self.unpublished.is_empty() {
             return Ok(());

@@ -43,7 +43,7 @@ pub struct StoredNode {
     pub last_seen_at: DateTime<Utc>,
 }
 
-/// Where a row stands in the order of events: its last applied event and whether it is
+/// Position of a row in the order of events: its last applied event and whether it is
 /// a tombstone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowKey {

@@ -81,7 +81,7 @@ pub async fn consul_catalog_service_ids(registry_id: &str) -> Vec<String> {
 }
 
 /// Returns the status of a service's check in catalog mode, read from the health of
-/// the synthetic node that holds the service.
+/// the synthetic node that contains the service.
 pub async fn consul_catalog_check_status(registry_id: &str, service_id: &str) -> Option<String> {
     let base = registry_operator::consul::ServiceContext::default_synthetic_node(registry_id);
     let url = format!(
