@@ -482,20 +482,14 @@ async fn missing_secret_reported_others_run() {
         (node.status?.registered_nodes == Some(1)).then_some(())
     })
     .await;
-    let before = api
-        .get("good")
-        .await
-        .expect("RegistryNode")
-        .metadata
-        .resource_version;
+    let before = api.get("good").await.expect("RegistryNode");
     tokio::time::sleep(Duration::from_secs(7)).await;
-    let after = api
-        .get("good")
-        .await
-        .expect("RegistryNode")
-        .metadata
-        .resource_version;
-    assert_eq!(before, after, "status was rewritten without a change");
+    let after = api.get("good").await.expect("RegistryNode");
+    assert_eq!(
+        before.metadata.resource_version, after.metadata.resource_version,
+        "status was rewritten without a change: before {:?}, after {:?}",
+        before.status, after.status
+    );
 
     let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
     let warning = eventually(

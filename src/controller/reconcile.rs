@@ -17,7 +17,8 @@ use super::Context;
 use super::config::{ConfigError, resolve};
 use super::status::{
     CONSUL_READY, ConditionState, KAFKA_CONNECTED, Observation, POSTGRES_READY, READY,
-    SELF_REGISTERED, is_active, ready_condition, shared_status, shared_status_changed,
+    SELF_REGISTERED, backend_condition, is_active, ready_condition, shared_status,
+    shared_status_changed,
 };
 use crate::crd::{CleanupPolicy, FINALIZER, InstanceStatus, RegistryNode, SelfRegistrationStatus};
 use crate::instance::{InstanceState, RegistryConfig, RegistryInstance, build_sinks};
@@ -232,25 +233,7 @@ async fn observe(node: &RegistryNode, state: &InstanceState, context: &Context) 
         None
     };
 
-    let pending = |health: &crate::pipeline::backend::BackendHealth| {
-        health.pending.load(std::sync::atomic::Ordering::Relaxed)
-    };
-    let backend_condition = |type_: &'static str, error: Option<String>, pending: usize| match error
-    {
-        None if pending == 0 => ConditionState::new(type_, true, "Reachable", ""),
-        None => ConditionState::new(
-            type_,
-            true,
-            "CatchingUp",
-            format!("{pending} writes pending"),
-        ),
-        Some(error) => ConditionState::new(
-            type_,
-            false,
-            "Unreachable",
-            format!("{error}; {pending} writes pending"),
-        ),
-    };
+    let now = Utc::now();
     let kafka = if state
         .kafka_connected
         .load(std::sync::atomic::Ordering::Relaxed)
@@ -303,8 +286,18 @@ async fn observe(node: &RegistryNode, state: &InstanceState, context: &Context) 
 
     let mut conditions = vec![
         kafka,
-        backend_condition(POSTGRES_READY, postgres_error, pending(&state.postgres)),
-        backend_condition(CONSUL_READY, consul_error, pending(&state.consul)),
+        backend_condition(
+            POSTGRES_READY,
+            postgres_error,
+            state.postgres.pending_since(),
+            now,
+        ),
+        backend_condition(
+            CONSUL_READY,
+            consul_error,
+            state.consul.pending_since(),
+            now,
+        ),
         self_condition,
     ];
     conditions.insert(0, ready_condition(&conditions));

@@ -69,6 +69,39 @@ pub fn ready_condition(conditions: &[ConditionState]) -> ConditionState {
     }
 }
 
+/// How long writes may stay pending before a reachable backend is reported as
+/// `CatchingUp`. Every write is pending for the moment it takes, so a shorter bound would
+/// flip the condition, and rewrite the status, on each heartbeat.
+pub const CATCHING_UP_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
+/// Builds a backend's condition from its probe result and the start of its backlog. The
+/// message names when the backlog started rather than its size, so that it stays the same
+/// while the backlog lasts; the size is in the `backend_pending_writes` metric.
+pub fn backend_condition(
+    type_: &'static str,
+    probe_error: Option<String>,
+    pending_since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> ConditionState {
+    let since = |time: DateTime<Utc>| time.to_rfc3339_opts(SecondsFormat::Secs, true);
+    match (probe_error, pending_since) {
+        (Some(error), Some(time)) => ConditionState::new(
+            type_,
+            false,
+            "Unreachable",
+            format!("{error}; writes pending since {}", since(time)),
+        ),
+        (Some(error), None) => ConditionState::new(type_, false, "Unreachable", error),
+        (None, Some(time)) if now - time >= CATCHING_UP_AFTER => ConditionState::new(
+            type_,
+            true,
+            "CatchingUp",
+            format!("writes pending since {}", since(time)),
+        ),
+        (None, _) => ConditionState::new(type_, true, "Reachable", ""),
+    }
+}
+
 fn to_condition(
     state: &ConditionState,
     previous: &[Condition],
@@ -206,6 +239,48 @@ mod tests {
         let second = shared_status(&unobserved, Some(&first), time(2));
         assert_eq!(second.registered_nodes, Some(3));
         assert_eq!(second.healthy_nodes, Some(2));
+    }
+
+    #[test]
+    fn short_backlog_stays_reachable() {
+        let condition = backend_condition(CONSUL_READY, None, Some(time(10)), time(14));
+        assert_eq!(
+            condition,
+            ConditionState::new(CONSUL_READY, true, "Reachable", "")
+        );
+    }
+
+    #[test]
+    fn lasting_backlog_is_catching_up_with_a_stable_message() {
+        let at = |now| backend_condition(POSTGRES_READY, None, Some(time(10)), time(now));
+        let expected = ConditionState::new(
+            POSTGRES_READY,
+            true,
+            "CatchingUp",
+            "writes pending since 2026-01-01T00:00:10Z",
+        );
+        assert_eq!(at(15), expected);
+        assert_eq!(at(40), expected);
+    }
+
+    #[test]
+    fn probe_error_is_unreachable() {
+        let failed = |pending| {
+            backend_condition(
+                CONSUL_READY,
+                Some("connection refused".to_owned()),
+                pending,
+                time(20),
+            )
+        };
+        assert_eq!(
+            failed(None),
+            ConditionState::new(CONSUL_READY, false, "Unreachable", "connection refused")
+        );
+        assert_eq!(
+            failed(Some(time(19))).message,
+            "connection refused; writes pending since 2026-01-01T00:00:19Z"
+        );
     }
 
     #[test]

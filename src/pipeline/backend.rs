@@ -6,6 +6,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
@@ -59,9 +61,31 @@ pub type Ack = (&'static str, u64);
 pub struct BackendHealth {
     pub failing_since: std::sync::Mutex<Option<(Instant, String)>>,
     pub pending: std::sync::atomic::AtomicUsize,
+    /// Wall-clock time since which writes have been pending without a break; `None`
+    /// while the backend is caught up.
+    pending_since: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
 impl BackendHealth {
+    /// Records the number of pending writes, starting the backlog clock on the first one
+    /// and stopping it when the backlog is empty.
+    pub fn set_pending(&self, count: usize) {
+        self.pending
+            .store(count, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut since) = self.pending_since.lock() {
+            match (count, since.is_some()) {
+                (0, _) => *since = None,
+                (_, false) => *since = Some(Utc::now()),
+                (_, true) => {}
+            }
+        }
+    }
+
+    /// Returns when the current backlog started, if writes are pending.
+    pub fn pending_since(&self) -> Option<DateTime<Utc>> {
+        self.pending_since.lock().ok().and_then(|since| *since)
+    }
+
     /// Returns the error of the current outage, if the last write failed.
     pub fn last_error(&self) -> Option<String> {
         self.failing_since
@@ -127,9 +151,7 @@ pub async fn run_worker<B: Backend>(
             pending.merge(writes);
             last_sequence = last_sequence.max(sequence);
         }
-        health
-            .pending
-            .store(pending.len(), std::sync::atomic::Ordering::Relaxed);
+        health.set_pending(pending.len());
         metrics
             .backend_pending_writes
             .get_or_create(&labels)
@@ -153,9 +175,7 @@ pub async fn run_worker<B: Backend>(
                 if pending.is_empty() {
                     acknowledged = last_sequence;
                     let _ = acks.send((B::NAME, last_sequence));
-                    health
-                        .pending
-                        .store(0, std::sync::atomic::Ordering::Relaxed);
+                    health.set_pending(0);
                     metrics.backend_pending_writes.get_or_create(&labels).set(0);
                 }
                 let recovered = health
