@@ -74,9 +74,9 @@ pub fn ready_condition(conditions: &[ConditionState]) -> ConditionState {
 /// flip the condition, and rewrite the status, on each heartbeat.
 pub const CATCHING_UP_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 
-/// Builds a backend's condition from its probe result and the start of its backlog. The
-/// message names when the backlog started rather than its size, so that it stays the same
-/// while the backlog lasts; the size is in the `backend_pending_writes` metric.
+/// Builds a backend's condition from its probe result and the start of its backlog.
+/// The message names the start rather than the size, so it stays the same while the
+/// backlog lasts. The size is in the `backend_pending_writes` metric.
 pub fn backend_condition(
     type_: &'static str,
     probe_error: Option<String>,
@@ -251,7 +251,7 @@ mod tests {
     }
 
     #[test]
-    fn lasting_backlog_is_catching_up_with_a_stable_message() {
+    fn lasting_backlog_is_catching_up() {
         let at = |now| backend_condition(POSTGRES_READY, None, Some(time(10)), time(now));
         let expected = ConditionState::new(
             POSTGRES_READY,

@@ -61,8 +61,8 @@ pub type Ack = (&'static str, u64);
 pub struct BackendHealth {
     pub failing_since: std::sync::Mutex<Option<(Instant, String)>>,
     pub pending: std::sync::atomic::AtomicUsize,
-    /// Wall-clock time since which writes have been pending without a break; `None`
-    /// while the backend is caught up.
+    /// Start of the current backlog in wall-clock time, or `None` while the backend is
+    /// caught up.
     pending_since: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
