@@ -70,8 +70,8 @@ pub fn ready_condition(conditions: &[ConditionState]) -> ConditionState {
 }
 
 /// How long writes may stay pending before a reachable backend is reported as
-/// `CatchingUp`. Every write is pending for the moment it takes, so a shorter bound would
-/// flip the condition, and rewrite the status, on each heartbeat.
+/// `CatchingUp`. Each write counts as pending while it runs, so reporting every backlog
+/// would flip the condition, and rewrite the status, on each heartbeat.
 pub const CATCHING_UP_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 
 /// Builds a backend's condition from its probe result and the start of its backlog.
@@ -252,20 +252,20 @@ mod tests {
 
     #[test]
     fn lasting_backlog_is_catching_up() {
-        let at = |now| backend_condition(POSTGRES_READY, None, Some(time(10)), time(now));
+        let condition_at = |now| backend_condition(POSTGRES_READY, None, Some(time(10)), time(now));
         let expected = ConditionState::new(
             POSTGRES_READY,
             true,
             "CatchingUp",
             "writes pending since 2026-01-01T00:00:10Z",
         );
-        assert_eq!(at(15), expected);
-        assert_eq!(at(40), expected);
+        assert_eq!(condition_at(15), expected);
+        assert_eq!(condition_at(40), expected);
     }
 
     #[test]
     fn probe_error_is_unreachable() {
-        let failed = |pending| {
+        let unreachable_with = |pending| {
             backend_condition(
                 CONSUL_READY,
                 Some("connection refused".to_owned()),
@@ -274,11 +274,11 @@ mod tests {
             )
         };
         assert_eq!(
-            failed(None),
+            unreachable_with(None),
             ConditionState::new(CONSUL_READY, false, "Unreachable", "connection refused")
         );
         assert_eq!(
-            failed(Some(time(19))).message,
+            unreachable_with(Some(time(19))).message,
             "connection refused; writes pending since 2026-01-01T00:00:19Z"
         );
     }
